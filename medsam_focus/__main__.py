@@ -1,0 +1,5 @@
+import sys
+
+from medsam_focus.cli import main
+
+sys.exit(main())
