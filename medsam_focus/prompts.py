@@ -70,16 +70,12 @@ def boxes_from_components(mask: np.ndarray, min_size: int = 0, connectivity: int
         raise MedsamFocusError(f"boxes_from_components needs a 2D (H, W) mask, got shape {mask.shape}")
     if connectivity not in (4, 8):
         raise MedsamFocusError(f"connectivity must be 4 or 8, got {connectivity}")
-    count, _, stats, _ = cv2.connectedComponentsWithStats(
-        (mask != 0).astype(np.uint8), connectivity=connectivity
-    )
+    count, _, stats, _ = cv2.connectedComponentsWithStats((mask != 0).astype(np.uint8), connectivity=connectivity)
     # stats rows: [x, y, width, height, area]; row 0 is the background
     comps = stats[1:]
     comps = comps[comps[:, 4] >= max(min_size, 1)]
     comps = comps[np.argsort(-comps[:, 4], kind="stable")]
-    boxes = np.stack(
-        [comps[:, 0], comps[:, 1], comps[:, 0] + comps[:, 2] - 1, comps[:, 1] + comps[:, 3] - 1], axis=1
-    )
+    boxes = np.stack([comps[:, 0], comps[:, 1], comps[:, 0] + comps[:, 2] - 1, comps[:, 1] + comps[:, 3] - 1], axis=1)
     return boxes.astype(np.float32).reshape(-1, 4)
 
 
@@ -191,9 +187,7 @@ def parse_box_argument(text: str) -> list[float]:
     except ValueError as exc:
         raise MedsamFocusError(f"--box {text!r}: expected four numbers x_min,y_min,x_max,y_max") from exc
     if len(values) != 4:
-        raise MedsamFocusError(
-            f"--box {text!r}: expected four numbers x_min,y_min,x_max,y_max, got {len(values)}"
-        )
+        raise MedsamFocusError(f"--box {text!r}: expected four numbers x_min,y_min,x_max,y_max, got {len(values)}")
     return values
 
 

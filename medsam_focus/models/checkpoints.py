@@ -143,9 +143,7 @@ def describe_mismatch(model: torch.nn.Module, state: dict) -> str | None:
     if unexpected:
         lines.append(f"unexpected: {_group(unexpected)}")
     if wrong:
-        lines.append(
-            "wrong shape (checkpoint vs model): " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else "")
-        )
+        lines.append("wrong shape (checkpoint vs model): " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else ""))
     return "\n  ".join(lines)
 
 

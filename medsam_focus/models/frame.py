@@ -160,9 +160,7 @@ class ModelFrame:
         """(N, 1, 256, 256) decoder logits -> (N, 1, size, size) logits in the loss frame."""
         if low_res_logits.shape[-1] == self.size and low_res_logits.shape[-2] == self.size:
             return low_res_logits
-        return F.interpolate(
-            low_res_logits, size=(self.size, self.size), mode="bilinear", align_corners=False
-        )
+        return F.interpolate(low_res_logits, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def probabilities(self, low_res_logits: torch.Tensor, orig_hw: tuple[int, int]) -> torch.Tensor:
         """(N, 1, 256, 256) logits -> (N, H, W) foreground probabilities in original pixels,
@@ -208,12 +206,7 @@ def _to_uint8_if_integral(img: np.ndarray) -> np.ndarray:
     # LiteMedSAM code feeds uint8, so round-trip floats that hold 0..255 integers.
     if img.dtype == np.uint8:
         return img
-    if (
-        np.issubdtype(img.dtype, np.floating)
-        and np.all(np.mod(img, 1) == 0)
-        and img.min() >= 0
-        and img.max() <= 255
-    ):
+    if np.issubdtype(img.dtype, np.floating) and np.all(np.mod(img, 1) == 0) and img.min() >= 0 and img.max() <= 255:
         return img.astype(np.uint8)
     return img.astype(np.float32)
 

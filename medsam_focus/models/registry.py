@@ -237,9 +237,7 @@ def _build_medsam(checkpoint: str | None, random_init: bool) -> PromptableSegmen
 def _register_sam(size_letter: str) -> None:
     family = f"sam-vit-{size_letter}"
 
-    @register_family(
-        family, SAM_FRAME, f"Meta's SAM ViT-{size_letter.upper()} (1024 frame, SAM preprocessing)"
-    )
+    @register_family(family, SAM_FRAME, f"Meta's SAM ViT-{size_letter.upper()} (1024 frame, SAM preprocessing)")
     def _build(checkpoint: str | None, random_init: bool) -> PromptableSegmenter:
         size = f"vit_{size_letter}"
         if random_init:
@@ -274,9 +272,7 @@ def load_hf_state(source: str) -> dict:
     return ckpt.hf_to_segment_anything(hf.state_dict())
 
 
-def _build_hf(
-    checkpoint: str | None, random_init: bool, frame: ModelFrame, family: str
-) -> PromptableSegmenter:
+def _build_hf(checkpoint: str | None, random_init: bool, frame: ModelFrame, family: str) -> PromptableSegmenter:
     if random_init:
         return _sam_vit("vit_b", frame, family)
     if not checkpoint:
