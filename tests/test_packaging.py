@@ -40,7 +40,9 @@ def test_constraints_pin_every_direct_dependency():
         assert name in pinned, f"{name} is not pinned in constraints.txt; regenerate it (see its header)"
         exact = re.search(r"==([^,]+)$", req)
         if exact:
-            assert pinned[name] == exact.group(1), f"{name}: pyproject pins {exact.group(1)}, constraints {pinned[name]}"
+            assert pinned[name] == exact.group(1), (
+                f"{name}: pyproject pins {exact.group(1)}, constraints {pinned[name]}"
+            )
 
 
 def test_cli_help_lists_commands_and_each_command_has_examples():
