@@ -72,6 +72,7 @@ __all__ = [
 EMPTY_RULES = ("none", "both_empty", "pred_empty", "gt_empty")
 METRIC_NAMES = ("dice", "iou", "hd95", "assd", "nsd")
 HD_PERCENT = 95.0
+_CHUNK_VOXELS = 1 << 24  # voxels per chunk of the batch path (about 2 x 16 MiB of corner codes)
 
 
 # --- surface element weights -------------------------------------------------------------------
@@ -141,43 +142,62 @@ def _weight_table(spacing: tuple[float, ...]) -> np.ndarray:
     return contour_length_table(spacing) if len(spacing) == 2 else surface_area_table(spacing)
 
 
-def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
-    """Codes of all (n_i + 1) grid corners of a bool mask (outside the array is background)."""
-    padded = np.pad(mask, 1).astype(np.uint8)
-    ndim = mask.ndim
-    codes = np.zeros(tuple(n + 1 for n in mask.shape), dtype=np.uint8)
+def _neighbour_codes(masks: np.ndarray) -> np.ndarray:
+    """Codes of all grid corners of a batch of bool masks (N, *spatial) -> (N, *(n_i + 1)).
+
+    Corner k along an axis lies between voxels k - 1 and k; outside the array is background.
+    """
+    spatial = masks.shape[1:]
+    ndim = len(spatial)
+    padded = np.pad(masks, ((0, 0),) + ((1, 1),) * ndim).view(np.uint8)
+    codes = np.zeros((masks.shape[0],) + tuple(n + 1 for n in spatial), dtype=np.uint8)
     for offset in np.ndindex(*(2,) * ndim):
         bit = sum(o << (ndim - 1 - axis) for axis, o in enumerate(offset))
-        window = tuple(slice(o, o + n + 1) for o, n in zip(offset, mask.shape, strict=True))
+        window = (slice(None),) + tuple(slice(o, o + n + 1) for o, n in zip(offset, spatial, strict=True))
         codes |= padded[window] << bit
     return codes
 
 
-def _surface(mask: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(surface corners as bool grid, weight of each corner) for a cropped bool mask."""
-    codes = _neighbour_codes(mask)
-    full = (1 << (1 << mask.ndim)) - 1
-    border = (codes != 0) & (codes != full)
-    return border, table[codes]
+def _bounding_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last occupied index per spatial axis, (N, ndim) each (0, -1 for empty masks)."""
+    ndim = masks.ndim - 1
+    first = np.zeros((masks.shape[0], ndim), dtype=np.int64)
+    last = np.full((masks.shape[0], ndim), -1, dtype=np.int64)
+    for axis in range(ndim):
+        others = tuple(1 + a for a in range(ndim) if a != axis)
+        present = masks.any(axis=others)
+        occupied = present.any(axis=1)
+        first[occupied, axis] = np.argmax(present[occupied], axis=1)
+        last[occupied, axis] = present.shape[1] - 1 - np.argmax(present[occupied, ::-1], axis=1)
+    return first, last
 
 
-def _directed(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, ...]:
-    """(d_gt_to_pred, w_gt, d_pred_to_gt, w_pred) for two non-empty bool masks."""
-    union = gt | pred
-    window = []
-    for axis in range(union.ndim):
-        others = tuple(a for a in range(union.ndim) if a != axis)
-        present = np.flatnonzero(union.any(axis=others))
-        window.append(slice(int(present[0]), int(present[-1]) + 1))
-    # Distances are translation invariant and every surface corner of either mask lies in the
-    # corner grid of the union's bounding box, so the crop changes nothing but the cost.
-    window = tuple(window)
+def _directed_batch(preds: np.ndarray, gts: np.ndarray, indices: np.ndarray, spacing: tuple[float, ...]):
+    """Yield (index, d_gt_to_pred, w_gt, d_pred_to_gt, w_pred) for the non-empty pairs ``indices``."""
     table = _weight_table(spacing)
-    border_gt, weight_gt = _surface(gt[window], table)
-    border_pred, weight_pred = _surface(pred[window], table)
-    d_gt = distance_to_nearest(border_pred, spacing)[border_gt]
-    d_pred = distance_to_nearest(border_gt, spacing)[border_pred]
-    return d_gt, weight_gt[border_gt], d_pred, weight_pred[border_pred]
+    full = (1 << (1 << len(spacing))) - 1
+    # Distances are translation invariant and every surface corner of either mask lies in the
+    # corner grid of the pair's union bounding box (corners first .. last + 1), so cropping to
+    # it changes nothing but the cost. Codes are computed once for the whole chunk, cropped to
+    # the box that holds every pair's box.
+    first, last = _bounding_boxes(preds[indices] | gts[indices])
+    low, high = first.min(axis=0), last.max(axis=0)
+    common = (indices,) + tuple(slice(a, b + 1) for a, b in zip(low, high, strict=True))
+    codes_pred = _neighbour_codes(preds[common])
+    codes_gt = _neighbour_codes(gts[common])
+    first, last = first - low, last - low
+    for local, index in enumerate(indices):
+        window = (local,) + tuple(slice(a, b + 2) for a, b in zip(first[local], last[local], strict=True))
+        code_gt, code_pred = codes_gt[window], codes_pred[window]
+        border_gt = (code_gt != 0) & (code_gt != full)
+        border_pred = (code_pred != 0) & (code_pred != full)
+        yield (
+            index,
+            distance_to_nearest(border_pred, spacing, at=border_gt),
+            table[code_gt[border_gt]],
+            distance_to_nearest(border_gt, spacing, at=border_pred),
+            table[code_pred[border_pred]],
+        )
 
 
 def _percentile(distances: np.ndarray, weights: np.ndarray, percent: float) -> float:
@@ -199,7 +219,7 @@ def surface_distances(pred, gt, spacing: Sequence[float] | None = None) -> dict[
     pred, gt, spacing = _check_pair(pred, gt, spacing, batch=False)
     if not pred.any() or not gt.any():
         raise MedsamFocusError("surface_distances needs two non-empty masks; use segmentation_metrics for empty ones")
-    d_gt, w_gt, d_pred, w_pred = _directed(pred, gt, spacing)
+    _, d_gt, w_gt, d_pred, w_pred = next(_directed_batch(pred[None], gt[None], np.array([0]), spacing))
     return {"distances_gt_to_pred": d_gt, "weights_gt": w_gt, "distances_pred_to_gt": d_pred, "weights_pred": w_pred}
 
 
@@ -273,12 +293,20 @@ def _evaluate(preds, gts, spacing, tolerance: float, diagonal: float) -> dict[st
     hd95 = np.where(rule == "both_empty", 0.0, diagonal)
     assd = hd95.copy()
     nsd = np.where(rule == "both_empty", 1.0, 0.0)
-    for index in np.flatnonzero(rule == "none"):
-        d_gt, w_gt, d_pred, w_pred = _directed(preds[index], gts[index], spacing)
-        total_weight = w_gt.sum() + w_pred.sum()
-        nsd[index] = (w_gt[d_gt <= tolerance].sum() + w_pred[d_pred <= tolerance].sum()) / total_weight
-        assd[index] = (np.dot(w_gt, d_gt) + np.dot(w_pred, d_pred)) / total_weight
-        hd95[index] = max(_percentile(d_gt, w_gt, HD_PERCENT), _percentile(d_pred, w_pred, HD_PERCENT))
+    # Chunks bound the memory of the corner-code grids (two uint8 grids per chunk).
+    chunk = max(1, _CHUNK_VOXELS // int(np.prod(preds.shape[1:])))
+    for start in range(0, count, chunk):
+        pairs = np.flatnonzero(rule[start : start + chunk] == "none")
+        if not len(pairs):
+            continue
+        for local, d_gt, w_gt, d_pred, w_pred in _directed_batch(
+            preds[start : start + chunk], gts[start : start + chunk], pairs, spacing
+        ):
+            index = start + local
+            total_weight = w_gt.sum() + w_pred.sum()
+            nsd[index] = (w_gt[d_gt <= tolerance].sum() + w_pred[d_pred <= tolerance].sum()) / total_weight
+            assd[index] = (np.dot(w_gt, d_gt) + np.dot(w_pred, d_pred)) / total_weight
+            hd95[index] = max(_percentile(d_gt, w_gt, HD_PERCENT), _percentile(d_pred, w_pred, HD_PERCENT))
     return {"dice": dice, "iou": iou, "hd95": hd95, "assd": assd, "nsd": nsd, "empty_rule": rule}
 
 

@@ -80,16 +80,21 @@ def grid_diagonal(shape: Sequence[int], spacing: Sequence[float] | None = None) 
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True))))
 
 
-def distance_to_nearest(targets: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+def distance_to_nearest(
+    targets: np.ndarray, spacing: Sequence[float] | None = None, at: np.ndarray | None = None
+) -> np.ndarray:
     """Euclidean distance from every element to the nearest ``True`` element of ``targets``.
 
     Args:
         targets: bool array, 1 to 3 dimensions (no batch axis).
         spacing: per-axis spacing in array order; default 1.
+        at: optional bool array of the same shape; if given, only the distances at its
+            ``True`` elements are returned, as a 1D array in C order (saves converting the
+            whole grid when only a few points are queried, as the surface metrics do).
 
     Returns:
-        float64 array of the same shape; 0 on the targets themselves and ``+inf`` everywhere
-        when ``targets`` has no ``True`` element. Squared distances come from the EDT in
+        float64 array of the same shape (or 1D, see ``at``); 0 on the targets themselves and
+        ``+inf`` when ``targets`` has no ``True`` element. Squared distances come from the EDT in
         float32, which is exact on a unit lattice (integer squared distances below 2**24) and
         accurate to about 1e-7 relative otherwise; the square root is taken in float64.
     """
@@ -97,9 +102,14 @@ def distance_to_nearest(targets: np.ndarray, spacing: Sequence[float] | None = N
     if not 1 <= targets.ndim <= 3:
         raise MedsamFocusError(f"distance transforms take 1D to 3D arrays, got shape {targets.shape}")
     spacing = check_spacing(spacing, targets.ndim, "array")
+    if at is not None and np.shape(at) != targets.shape:
+        raise MedsamFocusError(f"query mask shape {np.shape(at)} differs from target shape {targets.shape}")
+    shape = targets.shape if at is None else (int(np.count_nonzero(at)),)
     if not targets.any():
-        return np.full(targets.shape, np.inf)
+        return np.full(shape, np.inf)
     squared = edt.edtsq(np.ascontiguousarray(~targets), anisotropy=spacing, black_border=False)
+    if at is not None:
+        squared = squared[np.asarray(at, dtype=bool)]
     return np.sqrt(squared.astype(np.float64))
 
 
