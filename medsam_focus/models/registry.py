@@ -300,3 +300,58 @@ def _build_hf_sam(checkpoint: str | None, random_init: bool) -> PromptableSegmen
 )
 def _build_hf_medsam(checkpoint: str | None, random_init: bool) -> PromptableSegmenter:
     return _build_hf(checkpoint, random_init, MEDSAM_FRAME, "hf-medsam")
+
+
+# --------------------------------------------------------------------------- tiny test model
+TINY_FRAME = ModelFrame(
+    name="tiny",
+    size=256,
+    resize="longest_side",
+    interpolation="cv2_area",
+    intensity="minmax",
+    sigmoid_before_upsample=False,
+    upsample_to_frame_first=False,
+    box_scale_from_resized=False,
+    low_res_size=64,
+)
+
+
+@register_family(
+    "tiny-sam",
+    TINY_FRAME,
+    "a tiny randomly initialised SAM (ViT depth 2, width 32; 16x16 embeddings, 64x64 logits) for testing "
+    "the training loop in seconds; never pretrained",
+)
+def _build_tiny(checkpoint: str | None, random_init: bool) -> PromptableSegmenter:
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
+
+    dim = 32
+    encoder = ImageEncoderViT(
+        img_size=256,
+        patch_size=16,
+        embed_dim=dim,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        out_chans=dim,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=4,
+        global_attn_indexes=(1,),
+    )
+    prompt = PromptEncoder(embed_dim=dim, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=4)
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
+        transformer_dim=dim,
+        iou_head_depth=2,
+        iou_head_hidden_dim=dim,
+    )
+    model = PromptableSegmenter(encoder, prompt, decoder, TINY_FRAME, "tiny-sam", "random initialisation")
+    if checkpoint and not random_init:
+        ckpt.load_into(model, ckpt.read_state_dict(checkpoint), source=checkpoint, family="tiny-sam")
+        model.checkpoint = checkpoint
+    return model
