@@ -140,7 +140,7 @@ def load_run_model(path: str | os.PathLike, verify_base: bool = True) -> Prompta
     record = json.loads((model_dir / "model.json").read_text())
     base = record["base_checkpoint"]
     base_path = base.get("path")
-    if base_path and not Path(base_path).is_file():
+    if base_path and base_path != RANDOM_BASE and not Path(base_path).is_file():
         raise MedsamFocusError(
             f"run {path} was trained from {base_path}, which is no longer there; put the base checkpoint back"
         )

@@ -95,10 +95,23 @@ class PromptableSegmenter(nn.Module):
         return out
 
     def forward(
-        self, images: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor | None = None
+        self,
+        images: torch.Tensor | None,
+        boxes: torch.Tensor,
+        image_index: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Encode then decode: (B, 3, S, S), (K, 4), (K,) -> (K, 1, 256, 256) logits."""
-        return self.decode(self.encode(images), boxes, image_index)
+        """Encode (unless ``embeddings`` are given, e.g. from a cache) then decode.
+
+        (B, 3, S, S) images or (B, 256, 64, 64) embeddings, (K, 4) boxes, (K,) image index
+        -> (K, 1, 256, 256) logits. Training calls the module itself (not ``decode``) so
+        that distributed wrappers see the forward pass.
+        """
+        if embeddings is None:
+            if images is None:
+                raise ValueError("forward needs images or embeddings")
+            embeddings = self.encode(images)
+        return self.decode(embeddings, boxes, image_index)
 
     # ------------------------------------------------------------------ numpy helpers
     def prepare_image(self, image: np.ndarray) -> torch.Tensor:
