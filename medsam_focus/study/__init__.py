@@ -1,0 +1,1 @@
+"""Transfer studies: per-modality fine-tuning, the cross-modality matrix, loss comparison, report."""
