@@ -293,7 +293,12 @@ def _read_dicom_series(folder: Path) -> Image:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" is our error to word
+    try:
+        series = reader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not series:
         raise MedsamFocusError(f"folder {folder} holds no DICOM series; give a DICOM series folder or an image file")
     if len(series) > 1:
