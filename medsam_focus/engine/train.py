@@ -113,8 +113,11 @@ def _trainable_state(model: torch.nn.Module) -> dict:
 def build_objective_for(cfg: RunConfig):
     """The objective named by ``cfg.loss`` with the run's FocusSDF parameters and warm-up."""
     from medsam_focus.losses import build_objective
+    from medsam_focus.losses.objective import parse_objective
 
-    return build_objective(cfg.loss, warmup_steps=cfg.loss_warmup_steps, term_options={"focussdf": dict(cfg.focussdf)})
+    names = {term.name for term in parse_objective(cfg.loss)}
+    options = {"focussdf": dict(cfg.focussdf)} if "focussdf" in names else None
+    return build_objective(cfg.loss, warmup_steps=cfg.loss_warmup_steps, term_options=options)
 
 
 def enable_gradient_checkpointing(model) -> None:

@@ -77,7 +77,7 @@ def box_plots(rows: list[dict], metric: str, path: Path) -> Path:
             data.append(list(case_values(cell, metric).values()) or [np.nan])
             train = label.split(" / ")[0]
             colours.append("#888888" if label == "zero-shot" else ("#d62728" if train == test else "#1f77b4"))
-        parts = ax.boxplot(data, vert=False, patch_artist=True, widths=0.6, showfliers=True)
+        parts = ax.boxplot(data, orientation="horizontal", patch_artist=True, widths=0.6, showfliers=True)
         for patch, colour in zip(parts["boxes"], colours, strict=True):
             patch.set_facecolor(colour)
             patch.set_alpha(0.55)
