@@ -226,3 +226,23 @@ def test_errors_name_the_problem(dataset_dir):
     manifest.rows[1].patient_id = "someone else"
     with pytest.raises(MedsamFocusError, match="share image .* differ in patient_id"):
         SegmentationDataset(manifest, F, split="all")
+
+
+def test_workers_with_worker_init_do_not_deadlock_after_opencv_ran_in_the_parent(dataset_dir):
+    """Regression: cv2.setNumThreads in a forked worker hung once the parent had used OpenCV's pool."""
+    import subprocess
+    import sys
+
+    script = f"""
+import cv2, numpy as np, torch
+from medsam_focus.data import SegmentationDataset, collate_objects, worker_init
+from medsam_focus.models.frame import LITEMEDSAM_FRAME
+cv2.resize(np.random.rand(1500, 1500).astype(np.float32), (2500, 2500), interpolation=cv2.INTER_CUBIC)
+ds = SegmentationDataset({str(dataset_dir / "manifest.csv")!r}, LITEMEDSAM_FRAME, split="all", augment=True)
+loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_objects,
+                                     worker_init_fn=worker_init)
+print(sum(b["images"].shape[0] for b in loader))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("4")

@@ -592,15 +592,11 @@ def collate_objects(batch: list[dict]) -> dict:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per worker for torch and OpenCV.
+    """DataLoader ``worker_init_fn``: one torch thread per worker.
 
-    Workers are processes already; letting each also start a thread pool oversubscribes
-    small machines. Randomness needs no seeding here (it derives from seed, epoch, index).
+    Workers are processes already; letting each also start a torch thread pool oversubscribes
+    small machines. OpenCV's pool is left alone on purpose: ``cv2.setNumThreads`` in a forked
+    worker deadlocks when the parent used OpenCV's threads before the fork. Randomness needs no
+    seeding here (it derives from seed, epoch and index).
     """
     torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
