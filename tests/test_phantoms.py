@@ -119,19 +119,19 @@ def _best_threshold_dice(image: np.ndarray, mask: np.ndarray, margin: float = 0.
     return float(max(dice_hi.max(), dice_lo.max()))
 
 
-def _default_samples(modality: str, cases: int):
+def _default_samples(modality: str, cases: int, difficulty: float = 1.0):
     spec = PRESETS["default"][modality]
     samples = []
     for case in range(cases):
         rng = P._rng(0, modality, case)
         if modality == "dsa":
-            samples += [(normalize(i, "dsa"), m > 0) for i, m in P._dsa_case(rng, spec, 1.0)]
+            samples += [(normalize(i, "dsa"), m > 0) for i, m in P._dsa_case(rng, spec, difficulty)]
         elif modality == "us":
             kind = "malignant" if rng.random() < 0.4 else "benign"
-            image, mask = P._us_case(rng, spec, kind, 1.0)
+            image, mask = P._us_case(rng, spec, kind, difficulty)
             samples.append((normalize(image, "us"), mask > 0))
         else:
-            volume, labels = (P._mri_case if modality == "mri" else P._cta_case)(rng, spec, 1.0)
+            volume, labels = (P._mri_case if modality == "mri" else P._cta_case)(rng, spec, difficulty)
             norm = normalize(volume, modality)
             samples += [(norm[z], labels[z] > 0) for z in range(len(labels)) if (labels[z] > 0).sum() >= 100]
     return samples
@@ -144,6 +144,15 @@ def test_an_intensity_threshold_alone_does_not_reach_dice_0_8(modality, cases):
     # even the per-image best threshold, placed inside the box, stays below 0.8 on average;
     # it is not hopeless either: the object is darker/brighter than most of its surroundings
     assert 0.5 < np.mean(dice) < 0.8, (modality, np.round(dice, 2))
+
+
+@pytest.mark.parametrize("modality, cases", [("mri", 2), ("us", 8)])
+def test_difficulty_controls_how_separable_the_object_is(modality, cases):
+    easy, hard = (
+        np.mean([_best_threshold_dice(i, m) for i, m in _default_samples(modality, cases, difficulty)])
+        for difficulty in (0.0, 2.0)
+    )
+    assert easy > hard + 0.03, (easy, hard)
 
 
 def test_cta_liver_boundary_is_not_a_threshold_problem_either():

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     prepare = add_command(
         subparsers,
         "prepare",
-        help="Build a validated manifest (CSV) from a dataset folder in a known layout.",
+        help="build a validated manifest (CSV) from a dataset folder in a known layout",
         examples=PREPARE_EXAMPLES,
     )
     prepare.add_argument("--layout", required=True, choices=["paired", "busi", "msd", "lits", "bids", "npz"])
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
     phantoms = add_command(
         subparsers,
         "phantoms",
-        help="Write realistic synthetic DSA, CTA, MRI and ultrasound datasets with manifests.",
+        help="write realistic synthetic DSA, CTA, MRI and ultrasound datasets with manifests",
         examples=PHANTOM_EXAMPLES,
     )
     phantoms.add_argument("--out", required=True, help="output folder (one sub-folder per modality)")

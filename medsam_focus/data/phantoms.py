@@ -339,7 +339,7 @@ def _dsa_case(rng: np.random.Generator, spec: PhantomSpec, difficulty: float):
             pb, rb, db = _walk(rng, points[j], d, size * rng.uniform(0.15, 0.35), r, r * 0.7, rng.uniform(0.08, 0.2))
             vessels.append((pb, rb, db, rng.uniform(0.85, 1.0)))
         # loops of similar contrast crossing in front of / behind the sac
-        n_loops = 1 + int(rng.random() < 0.5 + 0.3 * difficulty)
+        n_loops = int(rng.random() < 0.5 + 0.5 * difficulty) + int(rng.random() < 0.8 * min(difficulty, 1.5))
         for _ in range(n_loops):
             # through the sac's rim in projection: the loop hides part of the boundary
             phi, rim = rng.uniform(0, 2 * np.pi), rng.uniform(0.45, 1.0) * sac_r
@@ -361,6 +361,8 @@ def _dsa_case(rng: np.random.Generator, spec: PhantomSpec, difficulty: float):
             )
         # early arterial phase: the sac fills unevenly, a jet at the neck and a fainter dome (or the reverse)
         fill = (rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.45) * (1 if rng.random() < 0.5 else -1))
+        easy = max(0.0, 1.0 - difficulty)  # difficulty < 1: a fuller, more even sac
+        fill = (fill[0] + 0.3 * easy, fill[1] * min(difficulty, 1.0))
         views = [0.0] + [float(rng.choice([-1, 1]) * rng.uniform(10, 24)) for _ in range(spec.views - 1)]
         tilts = [0.0] + [float(rng.uniform(-8, 8)) for _ in range(spec.views - 1)]
         out = []
@@ -632,7 +634,7 @@ def _mri_case(rng: np.random.Generator, spec: PhantomSpec, difficulty: float):
         if lesion.sum() >= 1400 * (1.2 * 1.2 * 5.0) / float(np.prod(sp)):
             break
     # DWI contrast: lesion only moderately brighter than white matter (so close to cortex)
-    boost = rng.uniform(0.13, 0.27) * (1.0 - 0.3 * (difficulty - 1.0))
+    boost = rng.uniform(0.13, 0.27) * max(1.0 - 0.6 * (difficulty - 1.0), 0.3)
     heterogeneity = 1 + 0.15 * _smooth_noise(rng, shape, (1, 3, 3))
     soft = gaussian_filter(lesion.astype(np.float32), (0.3, 1.2, 1.2))
     tissue = tissue * (1 + boost * soft * heterogeneity * np.clip(1.3 - 0.5 * field, 0.7, 1.1))
@@ -724,7 +726,7 @@ def _us_case(rng: np.random.Generator, spec: PhantomSpec, kind: str, difficulty:
         margin = rng.uniform(1.5, 3.0) * s if malignant else rng.uniform(1.0, 2.0) * s
         t = _soft_inside(signed, margin)
         cystic = (not malignant) and rng.random() < 0.2
-        level = 0.004 if cystic else rng.uniform(0.04, 0.08) * (1.0 + 0.4 * (difficulty - 1.0))
+        level = 0.004 if cystic else rng.uniform(0.04, 0.08) * max(1.0 + 0.6 * (difficulty - 1.0), 0.2)
         inside = level * np.exp(0.9 * _smooth_noise(rng, (h, w), 4 * s))
         if malignant:  # microcalcifications: bright echogenic dots inside the mass
             ys, xs = np.nonzero(mask)
@@ -732,6 +734,7 @@ def _us_case(rng: np.random.Generator, spec: PhantomSpec, kind: str, difficulty:
                 inside[max(ys[k] - 1, 0) : ys[k] + 1, max(xs[k] - 1, 0) : xs[k] + 1] = rng.uniform(1.5, 4.0)
         # fat lobules hugging part of the margin: the boundary there is nearly invisible
         hug = (np.abs(signed - rng.uniform(3, 9) * s) < rng.uniform(3, 7) * s) & (lobules > rng.uniform(-0.3, 0.3))
+        hug &= rng.random() < 0.4 + 0.6 * difficulty
         power[hug] = 0.09 * np.exp(0.35 * texture[hug])
         power = np.exp(np.log(power) * (1 - t) + np.log(inside) * t)
         if malignant and rng.random() < 0.7:  # echogenic halo, part of the lesion as BI-RADS measures it
