@@ -188,9 +188,12 @@ def to_display_range(array: np.ndarray, modality: str | None) -> np.ndarray:
     """
     from medsam_focus.normalize import normalize
 
-    if array.dtype == np.uint8 and modality is None:
-        return array
-    return normalize(array, modality or "generic")
+    if modality is None:
+        if array.dtype == np.uint8:
+            return array
+        # no modality: the modality-agnostic rule (0.5-99.5 percentiles of non-zero values)
+        return normalize(array, "mri", rule="percentile")
+    return normalize(array, modality)
 
 
 def segment_file(

@@ -216,6 +216,7 @@ class PromptFile:
     path: Path
     image: Path | None
     objects: list[PromptObject] = field(default_factory=list)
+    modality: str | None = None
 
     @property
     def is_3d(self) -> bool:
@@ -266,7 +267,9 @@ def load_prompt_file(path: str | Path) -> PromptFile:
                 slice_range=slice_range,
             )
         )
-    return PromptFile(path=path, image=(path.parent / image) if image else None, objects=objects)
+    return PromptFile(
+        path=path, image=(path.parent / image) if image else None, objects=objects, modality=data.get("modality")
+    )
 
 
 def group_by_label(objects: Sequence[PromptObject]) -> dict[int, list[PromptObject]]:

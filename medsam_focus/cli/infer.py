@@ -61,7 +61,7 @@ def _run(args) -> int:
     from medsam_focus.infer import load_model, segment_file
     from medsam_focus.prompts import PromptObject, load_prompt_file, parse_box_argument
 
-    jobs: list[tuple[str, list[PromptObject]]] = []
+    jobs: list[tuple[str, list[PromptObject], str | None]] = []
     if args.box:
         if not args.image:
             raise MedsamFocusError("--box needs --image (or give boxes in a --prompts file)")
@@ -78,7 +78,7 @@ def _run(args) -> int:
             PromptObject(box=parse_box_argument(b), label=i + 1, slice=args.slice, slice_range=slice_range)
             for i, b in enumerate(args.box)
         ]
-        jobs += [(image, objects) for image in args.image]
+        jobs += [(image, objects, None) for image in args.image]
     elif args.image and not args.prompts:
         raise MedsamFocusError("no boxes given: add --box X0,Y0,X1,Y1 or --prompts FILE.json")
     for prompt_path in args.prompts:
@@ -89,15 +89,15 @@ def _run(args) -> int:
             images = [str(prompt.image)]
         else:
             raise MedsamFocusError(f'prompt file {prompt_path} names no image; add "image" to it or pass --image')
-        jobs += [(image, prompt.objects) for image in images]
+        jobs += [(image, prompt.objects, prompt.modality) for image in images]
     if not jobs:
         raise MedsamFocusError("nothing to do: give --image with --box, or --prompts")
-    for image, _ in jobs:
+    for image, _, _ in jobs:
         if not Path(image).exists():
             raise MedsamFocusError(f"image {image} does not exist")
     many = len(jobs) > 1
-    outputs = [_output_for(image, args.out, many) for image, _ in jobs]
-    for (image, _), out in zip(jobs, outputs, strict=True):
+    outputs = [_output_for(image, args.out, many) for image, _, _ in jobs]
+    for (image, _, _), out in zip(jobs, outputs, strict=True):
         if Path(out).resolve() == Path(image).resolve():
             raise MedsamFocusError(f"--out {out} would overwrite the input image; choose another path")
     if len(set(outputs)) != len(outputs):
@@ -105,7 +105,7 @@ def _run(args) -> int:
 
     model = load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     progress = tqdm(list(zip(jobs, outputs, strict=True)), desc="infer", unit="image", disable=not many)
-    for (image, objects), out in progress:
+    for (image, objects, file_modality), out in progress:
         overlay = None
         if args.overlay:
             base = out
@@ -114,7 +114,8 @@ def _run(args) -> int:
                     base = base[: -len(suffix)]
                     break
             overlay = base + "_overlay.png"
-        result = segment_file(model, image, objects, out, modality=args.modality, overlay_path=overlay)
+        modality = args.modality or file_modality
+        result = segment_file(model, image, objects, out, modality=modality, overlay_path=overlay)
         print(
             f"{result.image}: {result.n_objects} object(s), {result.foreground_pixels} foreground pixels -> "
             f"{result.output}" + (f" (overlay {result.overlay})" if result.overlay else "")
