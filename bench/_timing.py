@@ -62,7 +62,9 @@ def median(values: Sequence[float]) -> float:
 
 def spread(values: Sequence[float]) -> str:
     """'min..max' of the rounds, so the reader sees how noisy the machine was."""
-    return f"{min(values):.3g}..{max(values):.3g}"
+    low, high = min(values), max(values)
+    digits = 0 if high >= 100 else 2 if high >= 1 else 3
+    return f"{low:.{digits}f}..{high:.{digits}f}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -89,6 +91,27 @@ def machine_line() -> str:
         f"{time.strftime('%Y-%m-%d %H:%M')} | {platform.machine()} {os.cpu_count()} CPUs | "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads | load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+
+
+def contention_note() -> str | None:
+    """A warning when other jobs load the machine while torch uses several threads.
+
+    Two torch threads on two busy cores wait for each other at every operator; models with
+    many small operators (the mask decoder) then get several times slower and erratic.
+    """
+    import torch
+
+    if not hasattr(os, "getloadavg") or torch.get_num_threads() < 2:
+        return None
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load < 0.5 * cpus:
+        return None
+    return (
+        f"note: load average {load:.1f} on {cpus} CPUs before this run: other jobs are running and "
+        f"{torch.get_num_threads()} torch threads will wait on each other; small-operator timings get slow and "
+        "erratic. For steadier figures on a shared machine use --threads 1."
     )
 
 

@@ -23,7 +23,17 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, machine_line, median, spread, synthetic_scan, table, tight_boxes, verdict  # noqa: E402
+from _timing import (
+    contention_note,
+    interleaved,
+    machine_line,
+    median,
+    spread,
+    synthetic_scan,
+    table,
+    tight_boxes,
+    verdict,
+)  # noqa: E402
 
 BOXES = 8
 # "Well under 8": one encoder pass plus a decoder call whose cost grows slowly with the boxes.
@@ -90,6 +100,9 @@ def main() -> None:
 
     print(f"LiteMedSAM inference, CPU | {machine_line()}")
     print(f"{n_images} image(s) of {args.height} x {args.width}, {repeats} rounds, medians; warm-up untimed")
+    note = contention_note()
+    if note:
+        print(note)
 
     ours_1, ours_n, official_1, official_n = (
         "ours 1 box",

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, machine_line, median, spread, synthetic_scan, table, verdict  # noqa: E402
+from _timing import contention_note, interleaved, machine_line, median, spread, synthetic_scan, table, verdict  # noqa: E402
 
 TARGETS = {"litemedsam": 8.0, "medsam-vit-b": 20.0}
 LR, WEIGHT_DECAY, MAX_GRAD_NORM = 1e-4, 0.01, 1.0  # the engine's defaults (TrainSettings)
@@ -321,6 +321,9 @@ def main() -> None:
 
     objective = build_objective_for(RunConfig())  # dice+focussdf with the engine's default FocusSDF settings
     print(f"objective: {objective.spec}")
+    note = contention_note()
+    if note:
+        print(note)
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         summary += run_litemedsam(args, objective, Path(tmp))
