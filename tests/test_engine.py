@@ -45,6 +45,25 @@ def _base_weights(model):
     return out
 
 
+def test_frozen_batchnorm_statistics_do_not_drift_under_lora(tmp_path, toy_manifest):
+    """TinyViT's BatchNorm buffers stay pretrained while LoRA trains through the encoder."""
+    from medsam_focus.engine.train import set_train_mode
+    from medsam_focus.models.lora import LoraSettings, apply_policy
+
+    model = build_model("litemedsam")
+    apply_policy(model, LoraSettings(mode="encoder"))
+    before = {n: b.clone() for n, b in model.image_encoder.named_buffers()}
+    assert any("running_mean" in n for n in before)
+    set_train_mode(model)
+    assert not model.image_encoder.training and model.mask_decoder.training
+    model(torch.rand(2, 3, 256, 256), torch.tensor([[20.0, 20, 120, 120], [30, 30, 200, 180]]), torch.tensor([0, 1]))
+    for name, value in model.image_encoder.named_buffers():
+        assert torch.equal(value, before[name]), name
+    apply_policy(model, LoraSettings(mode="full"))
+    set_train_mode(model)
+    assert model.image_encoder.training and not model.prompt_encoder.training
+
+
 def test_training_changes_only_what_the_policy_trains(tmp_path, toy_manifest):
     cfg = tiny_config(tmp_path, toy_manifest)
     torch.manual_seed(cfg.train.seed)

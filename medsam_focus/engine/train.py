@@ -107,7 +107,32 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _trainable_state(model: torch.nn.Module) -> dict:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """Trained parameters, plus the buffers (BatchNorm statistics) of parts that train fully."""
+    state = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for part in ("image_encoder", "mask_decoder"):
+        module = getattr(model, part)
+        if any(p.requires_grad for n, p in module.named_parameters() if "lora_" not in n):
+            state.update({f"{part}.{n}": b.detach().cpu().clone() for n, b in module.named_buffers()})
+    return state
+
+
+def set_train_mode(model) -> None:
+    """Training mode only where base weights train.
+
+    A part whose base weights are frozen (the encoder under LoRA or decoder-only, the
+    prompt encoder) stays in eval mode, so its BatchNorm layers (TinyViT has many) keep
+    their pretrained running statistics instead of drifting with every batch, and
+    training and inference normalise alike. LoRA dropout inside a frozen part still
+    trains.
+    """
+    model.train()
+    for part in (model.image_encoder, model.prompt_encoder, model.mask_decoder):
+        base_trains = any(p.requires_grad for n, p in part.named_parameters() if "lora_" not in n)
+        if not base_trains:
+            part.eval()
+            for name, module in part.named_modules():
+                if "lora_dropout" in name:
+                    module.train()
 
 
 def build_objective_for(cfg: RunConfig):
@@ -141,7 +166,16 @@ def enable_gradient_checkpointing(model) -> None:
         raise MedsamFocusError(f"gradient checkpointing is not supported for the {model.family} encoder")
 
 
-def _make_dataset(cfg: RunConfig, frame, split: str, train: bool, cache_root: Path, limit: int | None, augment=None):
+def _make_dataset(
+    cfg: RunConfig,
+    frame,
+    split: str,
+    train: bool,
+    cache_root: Path,
+    limit: int | None,
+    augment=None,
+    load_images: bool = True,
+):
     from medsam_focus.data import SegmentationDataset
 
     dataset = SegmentationDataset(
@@ -152,6 +186,7 @@ def _make_dataset(cfg: RunConfig, frame, split: str, train: bool, cache_root: Pa
         augment=augment if train else None,
         cache_dir=cache_root / "items",
         seed=cfg.train.seed,
+        load_images=load_images,
     )
     if limit is not None and limit < len(dataset):
         dataset = _Subset(dataset, limit)
@@ -278,7 +313,14 @@ def finetune(
         log("augmentation is off: with a frozen encoder the run trains on cached embeddings of the original images")
         augment = False
     train_set = _make_dataset(
-        cfg, model.frame, cfg.data.train_split, True, cache_root, cfg.data.max_train_images, augment=augment
+        cfg,
+        model.frame,
+        cfg.data.train_split,
+        True,
+        cache_root,
+        cfg.data.max_train_images,
+        augment=augment,
+        load_images=not use_cache,
     )
     val_set = _make_dataset(cfg, model.frame, cfg.data.val_split, False, cache_root, cfg.data.max_val_images)
     if accelerator.num_processes > 1:
@@ -343,7 +385,7 @@ def finetune(
     epochs_this_call = 0
     lower = cfg.train.best_metric in LOWER_IS_BETTER
     for epoch in range(start_epoch, cfg.train.epochs):
-        model.train()
+        set_train_mode(accelerator.unwrap_model(model))
         train_set.set_epoch(epoch)
         sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
