@@ -17,12 +17,12 @@ of seconds on a 2-core CPU.
 Our steps are the engine's step (``medsam_focus.engine.train.finetune``): the policy from
 ``apply_policy``, the objective ``dice+focussdf`` from ``build_objective_for`` on logits
 brought to the family's loss frame by ``frame.logits_to_frame``, boxes jittered every step,
-AdamW (lr 1e-4, weight decay 0.01), gradient clipping at 1.0, model in train mode. Like the
-engine's dataset, every step also runs ``frame.image_to_model`` on each image, cached or
-not; that part is timed inside each step and shown. The issue-5 targets (a decoder-only
-epoch on cached embeddings >= 8x faster than with the encoder every step for LiteMedSAM,
->= 20x for MedSAM ViT-B) are checked on the epochs as the engine runs them and, for
-reference, on the same epochs less their image_to_model time. Run:
+AdamW (lr 1e-4, weight decay 0.01), gradient clipping at 1.0, frozen parts in eval mode
+(``set_train_mode``). Like the engine's dataset, a step that runs the encoder also builds
+the model-frame image (``frame.image_to_model``, timed and shown); a step on cached
+embeddings skips it. The issue-5 targets (a decoder-only epoch on cached embeddings >= 8x
+faster than with the encoder every step for LiteMedSAM, >= 20x for MedSAM ViT-B) are checked
+on the epochs as the engine runs them and, for reference, less their image_to_model time. Run:
 
     .venv/bin/python bench/bench_train.py [--quick] [--skip-vit-b]
 """
@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from medsam_focus.engine.train import set_train_mode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import contention_note, interleaved, machine_line, median, spread, synthetic_scan, table, verdict  # noqa: E402
@@ -101,11 +103,13 @@ class EngineSteps:
         from medsam_focus.prompts import jitter_box
 
         frame = self.model.frame
-        # The engine's dataset builds the model-frame image of every item every step, also
-        # when the step then reads cached embeddings instead.
-        start = time.perf_counter()
-        images = torch.stack([torch.from_numpy(frame.image_to_model(item.image)) for item in batch])
-        self._prep += time.perf_counter() - start
+        # Like the engine's dataset: the model-frame image is built only when the encoder
+        # runs; a step on cached embeddings needs masks, boxes and distance maps only.
+        images = None
+        if self.cache is None:
+            start = time.perf_counter()
+            images = torch.stack([torch.from_numpy(frame.image_to_model(item.image)) for item in batch])
+            self._prep += time.perf_counter() - start
         boxes = np.stack([jitter_box(item.box, self.jitter, item.valid_hw, self.rng) for item in batch])
         boxes = torch.from_numpy(boxes.astype(np.float32))
         index = torch.arange(len(batch))
@@ -160,7 +164,7 @@ def fill_cache(cache, model, items: list[Item]) -> float:
     for item in items:
         cache.embed(model, [item.image], [item.key])
     seconds = time.perf_counter() - start
-    model.train()
+    set_train_mode(model)
     return seconds
 
 
@@ -208,7 +212,7 @@ def run_litemedsam(args, objective, tmp: Path) -> list[str]:
     batches = batches_of(items, args.batch)
     cache = EmbeddingCache(tmp / "cache", decoder)
     fill = fill_cache(cache, decoder, items)
-    lora.train()
+    set_train_mode(lora)
 
     def official_epoch() -> None:
         # their dataset's per-item work (float image, bilinear to 256) then their epoch function

@@ -322,8 +322,11 @@ def test_agreement_with_deepmind_in_3d(deepmind):
 # --- anisotropic volume read from disk ----------------------------------------------------------
 
 
-def test_anisotropic_volume_through_simpleitk_spacing_order(tmp_path):
-    sitk = pytest.importorskip("SimpleITK")
+def test_anisotropic_volume_read_through_io_gets_array_order_spacing(tmp_path):
+    import SimpleITK as sitk
+
+    from medsam_focus import io as mio
+
     gt = np.zeros((8, 14, 14), np.uint8)
     gt[2:6, 2:12, 2:12] = 1  # 4 slices of 10 x 10
     pred = np.roll(gt, 1, axis=0)  # one slice higher
@@ -333,9 +336,9 @@ def test_anisotropic_volume_through_simpleitk_spacing_order(tmp_path):
         image.SetSpacing((1.0, 1.0, 3.0))  # SimpleITK order: x (cols), y (rows), z (slices)
         paths.append(tmp_path / f"{name}.nii.gz")
         sitk.WriteImage(image, str(paths[-1]))
-    images = [sitk.ReadImage(str(path)) for path in paths]
-    gt_read, pred_read = (sitk.GetArrayFromImage(image) for image in images)
-    spacing = tuple(reversed(images[0].GetSpacing()))  # array order: (slices, rows, cols)
+    images = [mio.read_image(path) for path in paths]
+    gt_read, pred_read = (image.array for image in images)
+    spacing = tuple(images[0].spacing)  # the io layer converts to array order: (slices, rows, cols)
     assert spacing == (3.0, 1.0, 1.0)
     result = segmentation_metrics(pred_read, gt_read, spacing=spacing, tolerance=2.0)
     # By hand: overlap 3 of 4 slices -> Dice 2 * 300 / 800, IoU 300 / 500. The bottom face of
@@ -346,7 +349,8 @@ def test_anisotropic_volume_through_simpleitk_spacing_order(tmp_path):
     assert result["hd95"] == pytest.approx(3.0)
     assert 0 < result["nsd"] < 0.9
     # Reading the spacing in SimpleITK's order would put the 3 mm along the columns.
-    assert segmentation_metrics(pred_read, gt_read, spacing=images[0].GetSpacing())["hd95"] == pytest.approx(1.0)
+    sitk_order = sitk.ReadImage(str(paths[0])).GetSpacing()
+    assert segmentation_metrics(pred_read, gt_read, spacing=sitk_order)["hd95"] == pytest.approx(1.0)
 
 
 # --- batch path ----------------------------------------------------------------------------------
