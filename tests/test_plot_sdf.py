@@ -72,6 +72,7 @@ def test_command_draws_a_png_mask(tmp_path, capsys):
 
 def test_command_reads_a_volume_slice_and_label(tmp_path):
     import SimpleITK as sitk
+
     volume = np.zeros((5, 40, 50), np.uint8)
     volume[3, 10:30, 12:40] = 2
     volume[1, 5:8, 5:8] = 1
