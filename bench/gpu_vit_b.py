@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     document = run(settings)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
+        args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"results written to {args.out}")
     return 0
 

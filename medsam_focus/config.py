@@ -241,7 +241,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         if not path.is_file():
             raise MedsamFocusError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise MedsamFocusError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
@@ -255,5 +255,5 @@ def dump_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)

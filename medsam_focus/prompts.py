@@ -225,7 +225,7 @@ class PromptFile:
 
 def load_schema() -> dict:
     """The JSON schema of prompt files (also shipped as ``prompts/schema.json``)."""
-    return json.loads(SCHEMA_PATH.read_text())
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def load_prompt_file(path: str | Path) -> PromptFile:
@@ -240,7 +240,7 @@ def load_prompt_file(path: str | Path) -> PromptFile:
     if not path.is_file():
         raise MedsamFocusError(f"prompt file {path} does not exist; see prompts/README.md for examples")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MedsamFocusError(f"prompt file {path} is not valid JSON: {exc}") from exc
     validator = jsonschema.Draft202012Validator(load_schema())

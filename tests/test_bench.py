@@ -19,7 +19,7 @@ def test_gpu_script_dry_run_on_cpu(tmp_path, repo_root):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text(encoding="utf-8"))
     assert result, "the dry run wrote no results"
 
 

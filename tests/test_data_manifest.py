@@ -67,14 +67,14 @@ def test_round_trip_rebases_relative_paths(tmp_path):
 def test_validation_names_the_row_and_problem(tmp_path, line, message):
     _files(tmp_path)
     path = tmp_path / "m.csv"
-    path.write_text(HEADER + line)
+    path.write_text(HEADER + line, encoding="utf-8")
     with pytest.raises(MedsamFocusError, match=message) as error:
         load_manifest(path)
     assert "m.csv" in str(error.value)
 
 
 def test_missing_columns_and_file(tmp_path):
-    (tmp_path / "m.csv").write_text("sample_id,image\nx,y\n")
+    (tmp_path / "m.csv").write_text("sample_id,image\nx,y\n", encoding="utf-8")
     with pytest.raises(MedsamFocusError, match="lacks column.*case_id"):
         load_manifest(tmp_path / "m.csv")
     with pytest.raises(MedsamFocusError, match="does not exist"):
@@ -83,7 +83,7 @@ def test_missing_columns_and_file(tmp_path):
 
 def test_modality_alias_is_canonicalised(tmp_path):
     _files(tmp_path)
-    (tmp_path / "m.csv").write_text(HEADER + "s1,a,p1,Ultrasound,img/a.png,msk/a.png,,1,,train\n")
+    (tmp_path / "m.csv").write_text(HEADER + "s1,a,p1,Ultrasound,img/a.png,msk/a.png,,1,,train\n", encoding="utf-8")
     assert load_manifest(tmp_path / "m.csv").rows[0].modality == "us"
 
 

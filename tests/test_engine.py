@@ -80,7 +80,7 @@ def test_training_changes_only_what_the_policy_trains(tmp_path, toy_manifest):
     assert len(changed) > 10
     lora_b = [p for n, p in trained.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # lora_B starts at zero
-    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
     for key in (
         "train_loss",
@@ -94,7 +94,7 @@ def test_training_changes_only_what_the_policy_trains(tmp_path, toy_manifest):
         assert all(np.isfinite(r[key]) for r in rows), key
     for name in ("config.yaml", "environment.json", "log.txt", "metrics.csv", "checkpoints/last.pt", rundir.DONE):
         assert (result.run_dir / name).is_file(), name
-    assert "trainable" in (result.run_dir / "log.txt").read_text()
+    assert "trainable" in (result.run_dir / "log.txt").read_text(encoding="utf-8")
 
 
 def test_decoder_only_runs_on_cached_embeddings_with_the_same_loss(tmp_path, toy_manifest):
@@ -104,7 +104,7 @@ def test_decoder_only_runs_on_cached_embeddings_with_the_same_loss(tmp_path, toy
 
     cfg = tiny_config(tmp_path, toy_manifest, "lora.mode=none", "train.epochs=1")
     result = finetune(cfg, progress=False, quiet=True)
-    log = (result.run_dir / "log.txt").read_text()
+    log = (result.run_dir / "log.txt").read_text(encoding="utf-8")
     assert "embedding cache" in log and "computed" in log
     model = load_run_model(result.run_dir)
     dataset = SegmentationDataset(toy_manifest, model.frame, split="train", jitter_px=0)
@@ -262,9 +262,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path, toy_manifest):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "runs" / "ddp"
     assert rundir.is_complete(run)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 2
-    log = (run / "log.txt").read_text()
+    log = (run / "log.txt").read_text(encoding="utf-8")
     assert "2 processes" in log
 
 

@@ -36,6 +36,7 @@ def test_registry_has_every_family_with_its_frame():
         "sam-vit-h": "sam",
         "hf-sam": "sam",
         "hf-medsam": "medsam",
+        "tiny-sam": "tiny",
     }
     assert {name: fam.frame.name for name, fam in FAMILIES.items()} == expected
     with pytest.raises(MedsamFocusError, match="unknown model family 'medsam-vit-z'.*litemedsam"):

@@ -41,7 +41,7 @@ def test_quick_set_writes_real_layouts_and_valid_manifests(quick):
         out / "mri" / "derivatives" / "sub-strokecase0001" / "ses-0001" / "sub-strokecase0001_ses-0001_msk.nii.gz"
     ).is_file()
     assert sorted(p.name for p in (out / "us").iterdir() if p.is_dir()) == ["benign", "malignant", "normal"]
-    report = (out / "us" / "manifest.report.csv").read_text()
+    report = (out / "us" / "manifest.report.csv").read_text(encoding="utf-8")
     assert "normal (1)" in report and "empty mask" in report  # listed, kept out of training
     preview = read_image(out / "preview.png")
     assert preview.array.shape == (4 * 200, 70 + 6 * 200, 3)
@@ -86,10 +86,10 @@ def test_generation_is_byte_for_byte_deterministic(quick, tmp_path):
 
 def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "us").mkdir()
-    (tmp_path / "us" / "my_data.txt").write_text("precious")
+    (tmp_path / "us" / "my_data.txt").write_text("precious", encoding="utf-8")
     with pytest.raises(MedsamFocusError, match="was not written by"):
         generate_phantoms(tmp_path, modalities=("us",), size="quick")
-    assert (tmp_path / "us" / "my_data.txt").read_text() == "precious"
+    assert (tmp_path / "us" / "my_data.txt").read_text(encoding="utf-8") == "precious"
     generate_phantoms(tmp_path / "ok", modalities=("us",), size={"us": 3})
     generate_phantoms(tmp_path / "ok", modalities=("us",), size={"us": 2})  # its own folder is replaced
     assert (

@@ -93,7 +93,7 @@ def test_command_reports_user_errors_without_a_traceback(tmp_path, capsys):
     assert main(["plot-sdf", "--mask", str(missing), "--out", str(tmp_path / "o.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     garbage = tmp_path / "garbage.png"
-    garbage.write_text("not an image")
+    garbage.write_text("not an image", encoding="utf-8")
     assert main(["plot-sdf", "--mask", str(garbage), "--out", str(tmp_path / "o.png")]) == 2
     assert "cannot read mask image" in capsys.readouterr().err
     good = tmp_path / "good.png"

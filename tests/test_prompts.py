@@ -125,19 +125,19 @@ def test_prompt_file_examples_in_the_repository_load(repo_root):
 
 def test_prompt_file_errors_name_the_file_and_place(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"objects": [{"box": [1, 2, 3]}]}))
+    bad.write_text(json.dumps({"objects": [{"box": [1, 2, 3]}]}), encoding="utf-8")
     with pytest.raises(MedsamFocusError, match=r"bad.json: at objects/0/box"):
         load_prompt_file(bad)
     both = tmp_path / "both.json"
-    both.write_text(json.dumps({"objects": [{"box": [1, 2, 3, 4], "slice": 1, "slices": [0, 2]}]}))
+    both.write_text(json.dumps({"objects": [{"box": [1, 2, 3, 4], "slice": 1, "slices": [0, 2]}]}), encoding="utf-8")
     with pytest.raises(MedsamFocusError, match="both.json"):
         load_prompt_file(both)
     inverted = tmp_path / "inv.json"
-    inverted.write_text(json.dumps({"objects": [{"box": [1, 2, 3, 4], "slices": [5, 2]}]}))
+    inverted.write_text(json.dumps({"objects": [{"box": [1, 2, 3, 4], "slices": [5, 2]}]}), encoding="utf-8")
     with pytest.raises(MedsamFocusError, match="inverted"):
         load_prompt_file(inverted)
     with pytest.raises(MedsamFocusError, match="does not exist"):
         load_prompt_file(tmp_path / "missing.json")
-    (tmp_path / "notjson.json").write_text("{oops")
+    (tmp_path / "notjson.json").write_text("{oops", encoding="utf-8")
     with pytest.raises(MedsamFocusError, match="not valid JSON"):
         load_prompt_file(tmp_path / "notjson.json")

@@ -136,14 +136,14 @@ def test_a_restart_with_other_settings_is_refused(tmp_path, quick_phantoms):
 
 def _assert_finite_tables(study_dir):
     for metric in ("dice", "nsd", "hd95"):
-        with (study_dir / "tables" / f"transfer_{metric}.csv").open() as handle:
+        with (study_dir / "tables" / f"transfer_{metric}.csv").open(encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         assert rows
         for row in rows:
             for key, value in row.items():
                 if key != "model":
                     assert math.isfinite(float(value)), (metric, row)
-        with (study_dir / "tables" / f"summary_{metric}.csv").open() as handle:
+        with (study_dir / "tables" / f"summary_{metric}.csv").open(encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 for key in ("mean", "std", "ci_low", "ci_high", "seed_std"):
                     assert math.isfinite(float(row[key])), (metric, key, row)
@@ -153,7 +153,7 @@ def test_report_tables_figures_and_paragraphs(tmp_path, quick_phantoms):
     settings = tiny_study(tmp_path, quick_phantoms)
     result = run_study(settings, progress=False, quiet=True, log=lambda m: None)
     report = write_report(settings, result.rows, seconds=result.seconds)
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     study = settings.study_dir
     _assert_finite_tables(study)
     for name in (
@@ -171,10 +171,10 @@ def test_report_tables_figures_and_paragraphs(tmp_path, quick_phantoms):
         assert f"figures/{name}" in text
     assert "**US**" in text and "**DSA**" in text and "Wilcoxon p =" in text
     # the paragraph's zero-shot number is the table's number
-    with (study / "tables" / "transfer_dice.csv").open() as handle:
+    with (study / "tables" / "transfer_dice.csv").open(encoding="utf-8") as handle:
         zero = next(r for r in csv.DictReader(handle) if r["model"] == "zero-shot")
     assert f"Zero-shot: Dice {float(zero['us']):.3f}" in text
-    with (study / "per_case.csv").open() as handle:
+    with (study / "per_case.csv").open(encoding="utf-8") as handle:
         cases = list(csv.DictReader(handle))
     assert {c["model_row"] for c in cases} == {
         "zero-shot",

@@ -774,7 +774,9 @@ def _prepare_folder(folder: Path) -> None:
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    (folder / MARKER).write_text("written by medsam-focus phantoms; the folder is replaced on the next run\n")
+    (folder / MARKER).write_text(
+        "written by medsam-focus phantoms; the folder is replaced on the next run\n", encoding="utf-8"
+    )
 
 
 def _write_dsa(folder: Path, spec: PhantomSpec, seed: int, difficulty: float) -> dict:
@@ -805,7 +807,7 @@ def _write_cta(folder: Path, spec: PhantomSpec, seed: int, difficulty: float) ->
             for p in range(spec.patients)
         ],
     }
-    (folder / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {"layout": "msd", "labels": "liver"}
 
 
@@ -819,7 +821,8 @@ def _write_mri(folder: Path, spec: PhantomSpec, seed: int, difficulty: float) ->
             lesion, folder / "derivatives" / sub / ses / f"{sub}_{ses}_msk.nii.gz", spacing=spec.spacing, origin=origin
         )
     (folder / "dataset_description.json").write_text(
-        json.dumps({"Name": "Stroke DWI phantom (medsam-focus)", "BIDSVersion": "1.6.0"}, indent=2) + "\n"
+        json.dumps({"Name": "Stroke DWI phantom (medsam-focus)", "BIDSVersion": "1.6.0"}, indent=2) + "\n",
+        encoding="utf-8",
     )
     return {"layout": "bids", "bids_suffix": "dwi"}
 

@@ -115,7 +115,7 @@ def write_rows(rows: list[dict], path: str | os.PathLike, extra: dict | None = N
     extra = extra or {}
     fields = list(extra) + list(ROW_FIELDS)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -128,7 +128,7 @@ def write_summary(summary: dict, path: str | os.PathLike, title: str = "") -> No
     """Summary as JSON (``.json``) and a small Markdown table next to it (``.md``)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     lines = [f"# {title}" if title else "# Evaluation", "", f"{summary['n']} objects", ""]
     lines += ["| metric | mean | std | median |", "| --- | --- | --- | --- |"]
@@ -139,5 +139,5 @@ def write_summary(summary: dict, path: str | os.PathLike, title: str = "") -> No
     lines += ["", "Empty-mask rules applied: " + ", ".join(f"{k} {v}" for k, v in rules.items())]
     md = path.with_suffix(".md")
     tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, md)

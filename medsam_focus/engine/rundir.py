@@ -49,7 +49,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -115,7 +115,7 @@ class RunLog:
             from tqdm import tqdm
 
             tqdm.write(message)
-        with self.path.open("a") as handle:
+        with self.path.open("a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
 
@@ -129,7 +129,7 @@ class MetricsWriter:
     def rows(self) -> list[dict]:
         if not self.jsonl.is_file():
             return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in self.jsonl.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def truncate_after(self, epoch: int) -> None:
         """Drop rows of epochs after ``epoch`` (a resume restarts from the last checkpoint)."""
@@ -145,7 +145,7 @@ class MetricsWriter:
         for r in rows:
             fields += [k for k in r if k not in fields]
         tmp = self.csv.with_name(".metrics.csv.tmp")
-        with tmp.open("w", newline="") as handle:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)

@@ -554,4 +554,4 @@ def config_from_run(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise MedsamFocusError(f"{run_dir} is not a run directory (no config.yaml)")
-    return from_dict(RunConfig, yaml.safe_load(path.read_text()), where=str(path))
+    return from_dict(RunConfig, yaml.safe_load(path.read_text(encoding="utf-8")), where=str(path))

@@ -53,7 +53,7 @@ def _atomic_save_file(tensors: dict, path: Path) -> None:
 
 def _atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -137,7 +137,7 @@ def load_run_model(path: str | os.PathLike, verify_base: bool = True) -> Prompta
     from safetensors.torch import load_file
 
     model_dir = find_model_dir(path)
-    record = json.loads((model_dir / "model.json").read_text())
+    record = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     base = record["base_checkpoint"]
     base_path = base.get("path")
     if base_path and base_path != RANDOM_BASE and not Path(base_path).is_file():

@@ -58,12 +58,14 @@ def _phantoms(out: Path, size: str | dict, seed: int, progress: bool) -> dict:
 
     stamp = out / "phantoms" / "demo.json"
     wanted = {"size": size, "seed": seed}
-    if stamp.is_file() and json.loads(stamp.read_text()).get("request") == wanted:
-        manifests = {m: Path(p) for m, p in json.loads(stamp.read_text())["manifests"].items()}
+    if stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")).get("request") == wanted:
+        manifests = {m: Path(p) for m, p in json.loads(stamp.read_text(encoding="utf-8"))["manifests"].items()}
         if all(p.is_file() for p in manifests.values()):
             return manifests
     manifests = generate_phantoms(out / "phantoms", seed=seed, size=size, preview=True, progress=progress)
-    stamp.write_text(json.dumps({"request": wanted, "manifests": {m: str(p) for m, p in manifests.items()}}))
+    stamp.write_text(
+        json.dumps({"request": wanted, "manifests": {m: str(p) for m, p in manifests.items()}}), encoding="utf-8"
+    )
     return manifests
 
 

@@ -98,7 +98,7 @@ def training_curves(run_dirs: dict[str, Path], path: Path) -> Path:
         metrics = run_dir / "metrics.jsonl"
         if not metrics.is_file():
             continue
-        epochs = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        epochs = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
         by_modality.setdefault(name.split("__")[0], []).append((name, epochs))
     modalities = sorted(by_modality)
     fig, axes = plt.subplots(2, max(len(modalities), 1), figsize=(3.8 * max(len(modalities), 1), 6.2), squeeze=False)

@@ -30,7 +30,7 @@ def _write_csv(rows: list[dict], path: Path) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    with tmp.open("w", newline="") as handle:
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -40,7 +40,7 @@ def _write_csv(rows: list[dict], path: Path) -> None:
 def _write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -296,7 +296,7 @@ def write_report(settings: StudySettings, rows: list[dict], seconds: float | Non
     lines += [
         "## Paired tests between objectives (in-domain)",
         "",
-        (tables / "wilcoxon.md").read_text(),
+        (tables / "wilcoxon.md").read_text(encoding="utf-8"),
         "## Distributions",
         "",
         "![Dice per case](figures/boxplot_dice.png)",

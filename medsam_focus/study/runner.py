@@ -77,7 +77,7 @@ def _check_settings(settings: StudySettings) -> None:
     path = settings.study_dir / "study.yaml"
     current = to_dict(settings)
     if path.is_file():
-        saved = yaml.safe_load(path.read_text())
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
         if saved != current:
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise MedsamFocusError(
@@ -90,7 +90,7 @@ def _check_settings(settings: StudySettings) -> None:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -240,7 +240,7 @@ def _write_per_case(rows: list[dict], path: Path) -> None:
     import os
 
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=PER_CASE_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -257,4 +257,4 @@ def settings_from_dir(study_dir: str | Path) -> StudySettings:
     path = Path(study_dir) / "study.yaml"
     if not path.is_file():
         raise MedsamFocusError(f"{study_dir} is not a study folder (no study.yaml)")
-    return from_dict(StudySettings, yaml.safe_load(path.read_text()), where=str(path))
+    return from_dict(StudySettings, yaml.safe_load(path.read_text(encoding="utf-8")), where=str(path))
