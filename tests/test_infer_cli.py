@@ -158,3 +158,17 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_many_images_at_once_go_to_an_output_folder(tmp_path, repo_root):
+    sample = repo_root / "prompts" / "samples" / "us_sample.png"
+    images = []
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(sample.read_bytes())
+        images.append(str(tmp_path / name))
+    out = tmp_path / "masks"
+    assert main(["infer", "--image", *images, "--box", "176,46,222,95", "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a_mask.png", "b_mask.png", "c_mask.png"]
+    first = cv2.imread(str(out / "a_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert first.any() and np.array_equal(first, cv2.imread(str(out / "c_mask.png"), cv2.IMREAD_UNCHANGED))
