@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.losses.focussdf import FOCUSSDF_DEFAULTS
 from medsam_focus.models.lora import LoraSettings
 
 
@@ -121,7 +122,7 @@ class RunConfig:
     modality: str = ""
     loss: str = "dice+focussdf"
     loss_warmup_steps: int = 0
-    focussdf: dict = field(default_factory=lambda: {"gamma": 0.005, "lam": 1.0, "eps": 2.0})
+    focussdf: dict = field(default_factory=lambda: dict(FOCUSSDF_DEFAULTS))
     model: ModelSettings = field(default_factory=ModelSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSettings = field(default_factory=DataSettings)
@@ -253,7 +254,6 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 def dump_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    from medsam_focus.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -188,11 +188,8 @@ def to_display_range(array: np.ndarray, modality: str | None) -> np.ndarray:
     """
     from medsam_focus.normalize import normalize
 
-    if modality is None:
-        if array.dtype == np.uint8:
-            return array
-        # no modality: the modality-agnostic rule (0.5-99.5 percentiles of non-zero values)
-        return normalize(array, "mri", rule="percentile")
+    if modality is None and array.dtype == np.uint8:
+        return array
     return normalize(array, modality)
 
 
@@ -270,11 +267,9 @@ def write_overlay(image: np.ndarray, labels: np.ndarray, boxes: np.ndarray, path
         cv2.drawContours(canvas, contours, -1, palette[i % len(palette)], 1)
     for x0, y0, x1, y1 in np.asarray(boxes).reshape(-1, 4):
         cv2.rectangle(canvas, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), (0, 255, 255), 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".png", canvas)
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
         raise MedsamFocusError(f"could not encode the overlay for {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    from medsam_focus.io import atomic_write
+
+    atomic_write(path, lambda temp: temp.write_bytes(data.tobytes()))

@@ -51,6 +51,9 @@ __all__ = [
     "write_dicom_series",
     "file_suffix",
     "same_geometry",
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_csv",
     "PLAIN_2D_SUFFIXES",
     "ITK_SUFFIXES",
 ]
@@ -440,6 +443,49 @@ def _replace_or_clean(temp: Path, path: Path) -> None:
     finally:
         if temp.exists():
             temp.unlink()
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Write ``path`` through ``write(temp_path)`` on a temporary file next to it, then rename.
+
+    The one mechanism behind every file the toolkit writes (images, CSVs, checkpoints,
+    caches): a crash or an error inside ``write`` leaves the previous ``path`` as it was
+    and no temporary file behind. The temporary file keeps ``path``'s suffix, so writers
+    that choose the format by suffix (SimpleITK, OpenCV, ``np.save``) behave as for ``path``.
+    """
+    path = Path(path)
+    temp = _atomic_target(path)
+    try:
+        write(temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _replace_or_clean(temp, path)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    return atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_csv(path: str | Path, rows: list[dict], fields: list[str] | None = None) -> Path:
+    """:func:`atomic_write` of dict rows as CSV; ``fields`` default to every key, first seen first.
+
+    Keys of a row that are not in ``fields`` are left out.
+    """
+    import csv
+    import io as _stringio
+
+    if fields is None:
+        fields = []
+        for row in rows:
+            fields += [k for k in row if k not in fields]
+    buffer = _stringio.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def write_image(

@@ -91,13 +91,14 @@ def canonical_modality(modality: str) -> str:
     return MODALITY_ALIASES[key]
 
 
-def normalize(array: np.ndarray, modality: str, rule: str | None = None, **params) -> np.ndarray:
+def normalize(array: np.ndarray, modality: str | None, rule: str | None = None, **params) -> np.ndarray:
     """Map an image or volume to uint8 0..255 by its modality's rule.
 
     Args:
         array: (H, W), (H, W, 3) or (Z, Y, X), any numeric dtype (HU for CT).
         modality: ``dsa``, ``cta``, ``ct``, ``mri``, ``us`` or an alias (``ultrasound``,
-            ``mr``, ``xa``...).
+            ``mr``, ``xa``...); None when unknown: the modality-agnostic ``percentile`` rule
+            (0.5-99.5 % of non-zero values) unless ``rule`` says otherwise.
         rule: ``window``, ``percentile``, ``minmax`` or ``none``; default from the modality
             (:data:`DEFAULT_RULES`).
         **params: rule parameters; for the modality's default rule they override its
@@ -107,8 +108,10 @@ def normalize(array: np.ndarray, modality: str, rule: str | None = None, **param
     Returns:
         uint8 array of the same shape.
     """
-    modality = canonical_modality(modality)
-    default_rule, default_params = DEFAULT_RULES[modality]
+    if modality is None:
+        default_rule, default_params = "percentile", {}
+    else:
+        default_rule, default_params = DEFAULT_RULES[canonical_modality(modality)]
     if rule is None or rule == default_rule:
         rule = default_rule
         merged = dict(default_params)

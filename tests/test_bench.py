@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -20,7 +21,12 @@ def test_gpu_script_dry_run_on_cpu(tmp_path, repo_root):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert result, "the dry run wrote no results"
+    assert set(result["summary"]) == {"lora", "lora+ckpt", "decoder"}
+    for case in result["cases"]:
+        assert case["results"], case["case"]
+        for measurement in case["results"]:
+            assert measurement["status"] == "ok", (case["case"], measurement)
+            assert measurement["images_per_s"] > 0 and math.isfinite(measurement["final_loss"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the no-GPU refusal; a GPU is present")

@@ -109,3 +109,14 @@ def test_bad_rule_strings():
     for text in ("window:kidney", "window:a,b", "percentile:1", "gauss"):
         with pytest.raises(MedsamFocusError):
             parse_rule(text)
+
+
+def test_no_modality_means_percentile_clipping_of_non_zero_values():
+    rng = np.random.default_rng(5)
+    volume = rng.normal(300, 80, (4, 20, 20))
+    volume[:, :3] = 0
+    expected = normalize(volume, "mri", rule="percentile")
+    np.testing.assert_array_equal(normalize(volume, None), expected)
+    assert not np.array_equal(normalize(volume, None), normalize(volume, "ct"))  # not a CT window
+    assert (normalize(volume, None)[:, :3] == 0).all()
+    np.testing.assert_array_equal(normalize(volume, None, rule="minmax"), normalize(volume, "mri", rule="minmax"))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medsam_focus.io import atomic_write
 from medsam_focus.models.segmenter import PromptableSegmenter
 
 
@@ -75,11 +76,7 @@ class EmbeddingCache:
     def put(self, key: str, embedding: torch.Tensor) -> None:
         value = embedding.detach().to("cpu", torch.float16).contiguous()
         self.memory[key] = value
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{key}.{os.getpid()}.tmp.npy")
-        np.save(tmp, value.numpy())
-        os.replace(tmp, path)
+        atomic_write(self._path(key), lambda temp: np.save(temp, value.numpy()))
         self.computed += 1
 
     @torch.no_grad()

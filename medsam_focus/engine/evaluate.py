@@ -8,7 +8,6 @@ tolerance and HD95 are in mm when the files carry a spacing, in pixels for plain
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from medsam_focus.engine.cache import EmbeddingCache, image_key
+from medsam_focus.io import atomic_write_csv, atomic_write_text
 from medsam_focus.metrics import METRIC_NAMES, count_empty_rules, segmentation_metrics
 from medsam_focus.models.lora import encoder_is_frozen
 from medsam_focus.models.segmenter import PromptableSegmenter
@@ -110,26 +110,14 @@ def summarise(rows: list[dict]) -> dict:
 
 def write_rows(rows: list[dict], path: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write metric rows as CSV (atomically); ``extra`` columns are prepended to every row."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = extra or {}
-    fields = list(extra) + list(ROW_FIELDS)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**extra, **row})
-    os.replace(tmp, path)
-    return path
+    return atomic_write_csv(path, [{**extra, **row} for row in rows], list(extra) + list(ROW_FIELDS))
 
 
 def write_summary(summary: dict, path: str | os.PathLike, title: str = "") -> None:
     """Summary as JSON (``.json``) and a small Markdown table next to it (``.md``)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     lines = [f"# {title}" if title else "# Evaluation", "", f"{summary['n']} objects", ""]
     lines += ["| metric | mean | std | median |", "| --- | --- | --- | --- |"]
     for name in METRIC_NAMES:
@@ -137,7 +125,4 @@ def write_summary(summary: dict, path: str | os.PathLike, title: str = "") -> No
         lines.append(f"| {name} | {s['mean']:.4f} | {s['std']:.4f} | {s['median']:.4f} |")
     rules = summary["empty_rules"]
     lines += ["", "Empty-mask rules applied: " + ", ".join(f"{k} {v}" for k, v in rules.items())]
-    md = path.with_suffix(".md")
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, md)
+    atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -28,29 +27,15 @@ from pathlib import Path
 import torch
 
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.io import atomic_write, atomic_write_csv, atomic_write_text
 
 DONE = "DONE.json"
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file, then rename over ``path``: a kill mid-save leaves
-    the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`medsam_focus.io.atomic_write`: a kill mid-save leaves the
+    previous file intact."""
+    atomic_write(path, lambda temp: torch.save(obj, temp))
 
 
 def environment_record() -> dict:
@@ -140,16 +125,8 @@ class MetricsWriter:
         self._rewrite(self.rows() + [row])
 
     def _rewrite(self, rows: list[dict]) -> None:
-        atomic_write_text("".join(json.dumps(r) + "\n" for r in rows), self.jsonl)
-        fields: list[str] = []
-        for r in rows:
-            fields += [k for k in r if k not in fields]
-        tmp = self.csv.with_name(".metrics.csv.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.csv)
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_csv(self.csv, rows)
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:

@@ -40,11 +40,11 @@ from medsam_focus.engine.rundir import (
     MetricsWriter,
     RunLog,
     atomic_torch_save,
-    atomic_write_text,
     environment_record,
     prepare_run_dir,
 )
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.io import atomic_write_text
 from medsam_focus.models import build_model
 from medsam_focus.models.finetuned import save_artifacts
 from medsam_focus.models.lora import apply_policy, encoder_is_frozen, format_report
@@ -291,7 +291,7 @@ def finetune(
             log("resume: using the configuration saved in the run directory")
     elif main:
         dump_config(cfg, run_dir / "config.yaml")
-        atomic_write_text(_json(environment_record()), run_dir / "environment.json")
+        atomic_write_text(run_dir / "environment.json", _json(environment_record()))
 
     set_seed(cfg.train.seed)
     objective = build_objective_for(cfg)
@@ -510,6 +510,7 @@ def finetune(
     )
     if main:
         atomic_write_text(
+            run_dir / DONE,
             _json(
                 {
                     "epochs_run": result.epochs_run,
@@ -520,7 +521,6 @@ def finetune(
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
             ),
-            run_dir / DONE,
         )
     log(f"done: best {best['metric']} {best['value']:.4f} at epoch {best['epoch'] + 1}; model in {run_dir / 'model'}")
     accelerator.wait_for_everyone()

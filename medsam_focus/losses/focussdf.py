@@ -72,6 +72,10 @@ def central_difference(field: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([first, interior, last], dim)
 
 
+# FOCUSSDF.md's defaults, the one place run and study configs take them from
+FOCUSSDF_DEFAULTS = {"gamma": 0.005, "lam": 1.0, "eps": 2.0}
+
+
 @register_term("focussdf", distance_based=True, summary="FocusSDF: boundary-weighted signed-field + gradient terms")
 class FocusSDFLoss(nn.Module):
     """FocusSDF loss (this project's formulation; see the module docstring and FOCUSSDF.md).
@@ -88,7 +92,12 @@ class FocusSDFLoss(nn.Module):
     of ``L_F`` and ``L_G`` (unweighted, detached tensors) for logging.
     """
 
-    def __init__(self, gamma: float = 0.005, lam: float = 1.0, eps: float = 2.0):
+    def __init__(
+        self,
+        gamma: float = FOCUSSDF_DEFAULTS["gamma"],
+        lam: float = FOCUSSDF_DEFAULTS["lam"],
+        eps: float = FOCUSSDF_DEFAULTS["eps"],
+    ):
         super().__init__()
         for name, value, zero_ok in (("gamma", gamma, True), ("lam", lam, True), ("eps", eps, False)):
             valid = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or (zero_ok and value == 0))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.io import atomic_write
 from medsam_focus.models import lora as lora_mod
 from medsam_focus.models.checkpoints import sha256_of
 from medsam_focus.models.registry import build_model
@@ -43,18 +44,11 @@ def _unmerged_base(model: PromptableSegmenter) -> dict:
     return state
 
 
-def _atomic_save_file(tensors: dict, path: Path) -> None:
+def _save_tensors(tensors: dict, path: Path) -> None:
+    # written inside the temporary model folder, which is swapped in whole
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
 def base_checkpoint_record(model: PromptableSegmenter) -> dict:
@@ -80,21 +74,21 @@ def save_artifacts(model: PromptableSegmenter, settings: lora_mod.LoraSettings, 
     if settings.uses_lora:
         (tmp / "adapter").mkdir()
         state = {PEFT_PREFIX + k: v for k, v in lora_mod.lora_state_dict(model).items()}
-        _atomic_save_file(state, tmp / "adapter" / "adapter_model.safetensors")
+        _save_tensors(state, tmp / "adapter" / "adapter_model.safetensors")
         lora_mod.peft_config(settings).save_pretrained(str(tmp / "adapter"))
     if settings.mode in ("encoder", "none"):
-        _atomic_save_file(model.mask_decoder.state_dict(), tmp / "mask_decoder.safetensors")
+        _save_tensors(model.mask_decoder.state_dict(), tmp / "mask_decoder.safetensors")
     elif settings.mode == "full":
         trained = {
             k: v
             for k, v in model.state_dict().items()
             if k.startswith(("image_encoder.", "mask_decoder.")) and "lora_" not in k
         }
-        _atomic_save_file(trained, tmp / "trainable.safetensors")
+        _save_tensors(trained, tmp / "trainable.safetensors")
     if model.checkpoint == RANDOM_BASE:
         # a randomly initialised base (tests, benchmarks) cannot be rebuilt from a file: keep it
         base = _unmerged_base(model)
-        _atomic_save_file(base, tmp / "base.safetensors")
+        _save_tensors(base, tmp / "base.safetensors")
     record = {
         "format": "medsam-focus-model/1",
         "family": model.family,
@@ -102,7 +96,7 @@ def save_artifacts(model: PromptableSegmenter, settings: lora_mod.LoraSettings, 
         "base_checkpoint": base_checkpoint_record(model),
         "lora": asdict(settings),
     }
-    _atomic_write_text(json.dumps(record, indent=2) + "\n", tmp / "model.json")
+    (tmp / "model.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     old = out_dir.with_name(out_dir.name + ".old")
     if out_dir.exists():
         if old.exists():
@@ -173,9 +167,4 @@ def export_merged(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write a run's model as one plain state dict (LoRA merged) loadable by segment-anything."""
     model = load_run_model(path)
     state = lora_mod.merged_state_dict(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)
-    return out
+    return atomic_write(out, lambda temp: torch.save(state, temp))

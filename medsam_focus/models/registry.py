@@ -22,6 +22,7 @@ name               frame       weights
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,28 +71,16 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
             "put it at {path}, or run `python scripts/download_checkpoints.py medsam-vit-b --url URL`."
         ),
     ),
-    "sam-vit-b": KnownCheckpoint(
-        filename="sam_vit_b_01ec64.pth",
-        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-        sha256="01ec64",
-        size=None,
-        instructions="Run `python scripts/download_checkpoints.py sam-vit-b` or download {url} to {path}.",
-    ),
-    "sam-vit-l": KnownCheckpoint(
-        filename="sam_vit_l_0b3195.pth",
-        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-        sha256="0b3195",
-        size=None,
-        instructions="Run `python scripts/download_checkpoints.py sam-vit-l` or download {url} to {path}.",
-    ),
-    "sam-vit-h": KnownCheckpoint(
-        filename="sam_vit_h_4b8939.pth",
-        url="https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-        sha256="4b8939",
-        size=None,
-        instructions="Run `python scripts/download_checkpoints.py sam-vit-h` or download {url} to {path}.",
-    ),
 }
+# Meta's SAM checkpoints; each file name ends with the first hex digits of its SHA-256
+for _letter, _digest in (("b", "01ec64"), ("l", "0b3195"), ("h", "4b8939")):
+    KNOWN_CHECKPOINTS[f"sam-vit-{_letter}"] = KnownCheckpoint(
+        filename=f"sam_vit_{_letter}_{_digest}.pth",
+        url=f"https://dl.fbaipublicfiles.com/segment_anything/sam_vit_{_letter}_{_digest}.pth",
+        sha256=_digest,
+        size=None,
+        instructions=f"Run `python scripts/download_checkpoints.py sam-vit-{_letter}` or download {{url}} to {{path}}.",
+    )
 
 
 @dataclass(frozen=True)
@@ -303,17 +292,8 @@ def _build_hf_medsam(checkpoint: str | None, random_init: bool) -> PromptableSeg
 
 
 # --------------------------------------------------------------------------- tiny test model
-TINY_FRAME = ModelFrame(
-    name="tiny",
-    size=256,
-    resize="longest_side",
-    interpolation="cv2_area",
-    intensity="minmax",
-    sigmoid_before_upsample=False,
-    upsample_to_frame_first=False,
-    box_scale_from_resized=False,
-    low_res_size=64,
-)
+# LiteMedSAM's preprocessing; the tiny decoder's logits are 64 x 64
+TINY_FRAME = dataclasses.replace(LITEMEDSAM_FRAME, name="tiny", low_res_size=64)
 
 
 @register_family(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medsam_focus.config import DataSettings, ModelSettings, TrainSettings
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.losses.focussdf import FOCUSSDF_DEFAULTS
 from medsam_focus.models.lora import LoraSettings
 
 
@@ -39,7 +40,7 @@ class StudySettings:
     tolerance: float = 2.0
     bootstrap_samples: int = 2000
     qualitative_cases: int = 3
-    focussdf: dict = field(default_factory=lambda: {"gamma": 0.005, "lam": 1.0, "eps": 2.0})
+    focussdf: dict = field(default_factory=lambda: dict(FOCUSSDF_DEFAULTS))
     loss_warmup_steps: int = 0
     lora: LoraSettings = field(default_factory=LoraSettings)
     data: DataSettings = field(default_factory=DataSettings)

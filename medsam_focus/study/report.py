@@ -6,13 +6,12 @@ tables written next to it; nothing is hand-written about outcomes.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from medsam_focus.io import atomic_write_csv, atomic_write_text
 from medsam_focus.study.config import StudySettings
 from medsam_focus.study.stats import (
     case_values,
@@ -22,26 +21,6 @@ from medsam_focus.study.stats import (
 )
 
 TABLE_METRICS = ("dice", "nsd", "hd95")
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -227,17 +206,17 @@ def write_report(settings: StudySettings, rows: list[dict], seconds: float | Non
     all_tests: list[dict] = []
     for metric in TABLE_METRICS:
         table = summary_table(rows, metric, settings.bootstrap_samples)
-        _write_csv(table, tables / f"summary_{metric}.csv")
+        atomic_write_csv(tables / f"summary_{metric}.csv", table)
         md = summary_markdown(table, metric)
-        _write_text(md + "\n", tables / f"summary_{metric}.md")
+        atomic_write_text(tables / f"summary_{metric}.md", md + "\n")
         matrix_md, records = matrix_markdown(rows, metric)
-        _write_csv(records, tables / f"transfer_{metric}.csv")
-        _write_text(matrix_md + "\n", tables / f"transfer_{metric}.md")
+        atomic_write_csv(tables / f"transfer_{metric}.csv", records)
+        atomic_write_text(tables / f"transfer_{metric}.md", matrix_md + "\n")
         sections[metric] = matrix_md
         figures.transfer_heatmap(rows, metric, figs / f"transfer_{metric}.png", unit="" if metric != "hd95" else "")
         all_tests += objective_tests(rows, metric, settings.objectives)
-    _write_csv(all_tests, tables / "wilcoxon.csv")
-    _write_text(tests_markdown(all_tests) + "\n", tables / "wilcoxon.md")
+    atomic_write_csv(tables / "wilcoxon.csv", all_tests)
+    atomic_write_text(tables / "wilcoxon.md", tests_markdown(all_tests) + "\n")
     for metric in ("dice", "nsd"):
         figures.box_plots(rows, metric, figs / f"boxplot_{metric}.png")
     run_dirs = {
@@ -318,7 +297,7 @@ def write_report(settings: StudySettings, rows: list[dict], seconds: float | Non
     if seconds is not None:
         lines += [f"Study wall time: {seconds / 60:.1f} min.", ""]
     report = study / "report.md"
-    _write_text("\n".join(lines), report)
+    atomic_write_text(report, "\n".join(lines))
     return report
 
 

@@ -26,7 +26,9 @@ import yaml
 
 from medsam_focus.config import RunConfig, from_dict, to_dict
 from medsam_focus.engine import rundir
+from medsam_focus.engine.evaluate import ROW_FIELDS
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.io import atomic_write_csv, atomic_write_text
 from medsam_focus.study.config import StudySettings
 
 ZERO_SHOT = "zero-shot"
@@ -86,7 +88,7 @@ def _check_settings(settings: StudySettings) -> None:
             )
         return
     settings.study_dir.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_text(yaml.safe_dump(current, sort_keys=False), path)
+    atomic_write_text(path, yaml.safe_dump(current, sort_keys=False))
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -94,22 +96,57 @@ def _read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def _evaluate_to(path: Path, model, settings: StudySettings, test_modality: str, progress: bool, desc: str) -> None:
-    from medsam_focus.data import SegmentationDataset
-    from medsam_focus.engine.cache import EmbeddingCache
-    from medsam_focus.engine.evaluate import evaluate_dataset, write_rows
-    from medsam_focus.models.lora import encoder_is_frozen
+class _Evaluator:
+    """Evaluates models on every modality's test split, building each split's dataset once
+    (its prepared items stay in memory across the study's models) and fingerprinting each
+    model's encoder once for the embedding cache."""
 
-    dataset = SegmentationDataset(
-        settings.datasets[test_modality],
-        model.frame,
-        split=settings.test_split,
-        jitter_px=0,
-        cache_dir=settings.study_dir / ".cache" / "items",
-    )
-    cache = EmbeddingCache(settings.study_dir / ".cache", model) if encoder_is_frozen(model) else None
-    rows = evaluate_dataset(model, dataset, cache=cache, tolerance=settings.tolerance, progress=progress, desc=desc)
-    write_rows(rows, path)
+    def __init__(self, settings: StudySettings, result: StudyResult, progress: bool):
+        self.settings, self.result, self.progress = settings, result, progress
+        self.datasets: dict[tuple[str, str], object] = {}
+
+    def _dataset(self, modality: str, frame):
+        from medsam_focus.data import SegmentationDataset
+
+        key = (modality, frame.cache_tag())
+        if key not in self.datasets:
+            self.datasets[key] = SegmentationDataset(
+                self.settings.datasets[modality],
+                frame,
+                split=self.settings.test_split,
+                jitter_px=0,
+                cache_dir=self.settings.study_dir / ".cache" / "items",
+            )
+        return self.datasets[key]
+
+    def everywhere(self, name: str, load_model, log) -> None:
+        """Evaluate model ``name`` on each test split that has no CSV yet (``load_model`` is
+        called only when one is missing)."""
+        from medsam_focus.engine.cache import EmbeddingCache
+        from medsam_focus.engine.evaluate import evaluate_dataset, write_rows
+        from medsam_focus.models.lora import encoder_is_frozen
+
+        model = cache = None
+        for test in self.settings.datasets:
+            path = self.settings.study_dir / "eval" / name / f"{test}.csv"
+            if path.is_file():
+                self.result.evals_skipped.append(f"{name}:{test}")
+                continue
+            if model is None:
+                model = load_model()
+                if encoder_is_frozen(model):
+                    cache = EmbeddingCache(self.settings.study_dir / ".cache", model)
+            log(f"[study] evaluating {name} on {test}")
+            rows = evaluate_dataset(
+                model,
+                self._dataset(test, model.frame),
+                cache=cache,
+                tolerance=self.settings.tolerance,
+                progress=self.progress,
+                desc=f"{name} on {test}",
+            )
+            write_rows(rows, path)
+            self.result.evals_computed.append(f"{name}:{test}")
 
 
 def run_study(
@@ -133,18 +170,12 @@ def run_study(
     modalities = list(settings.datasets)
 
     # 1. zero-shot
-    base = None
-    for test in modalities:
-        path = study / "eval" / ZERO_SHOT / f"{test}.csv"
-        if path.is_file():
-            result.evals_skipped.append(f"{ZERO_SHOT}:{test}")
-            continue
-        if base is None:
-            base = build_model(settings.model.family, settings.model.checkpoint, settings.model.random_init).to(device)
-        log(f"[study] zero-shot {settings.model.family} on {test}")
-        _evaluate_to(path, base, settings, test, progress, f"zero-shot on {test}")
-        result.evals_computed.append(f"{ZERO_SHOT}:{test}")
-    del base
+    evaluator = _Evaluator(settings, result, progress)
+    evaluator.everywhere(
+        ZERO_SHOT,
+        lambda: build_model(settings.model.family, settings.model.checkpoint, settings.model.random_init).to(device),
+        log,
+    )
 
     # 2. fine-tuning runs, then 3. every run on every modality
     total = len(modalities) * len(settings.objectives) * len(settings.seeds)
@@ -167,19 +198,10 @@ def run_study(
                     log(f"[study] run {done}/{total}: training {name}")
                     finetune(cfg, progress=progress, quiet=quiet)
                     result.runs_trained.append(name)
-                model = None
-                for test in modalities:
-                    path = study / "eval" / name / f"{test}.csv"
-                    if path.is_file():
-                        result.evals_skipped.append(f"{name}:{test}")
-                        continue
-                    if model is None:
-                        model = load_run_model(cfg.run_dir).to(device)
-                    _evaluate_to(path, model, settings, test, progress, f"{name} on {test}")
-                    result.evals_computed.append(f"{name}:{test}")
+                evaluator.everywhere(name, lambda cfg=cfg: load_run_model(cfg.run_dir).to(device), log)
 
     result.rows = collect_rows(settings)
-    _write_per_case(result.rows, study / "per_case.csv")
+    atomic_write_csv(study / "per_case.csv", result.rows, list(PER_CASE_FIELDS))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -216,35 +238,8 @@ def collect_rows(settings: StudySettings) -> list[dict]:
     return rows
 
 
-PER_CASE_FIELDS = (
-    "model_row",
-    "train_modality",
-    "objective",
-    "seed",
-    "test_modality",
-    "sample_id",
-    "image_id",
-    "case_id",
-    "patient_id",
-    "dice",
-    "iou",
-    "hd95",
-    "assd",
-    "nsd",
-    "empty_rule",
-    "model",
-)
-
-
-def _write_per_case(rows: list[dict], path: Path) -> None:
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PER_CASE_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+# the evaluation columns, led by what identifies the model row
+PER_CASE_FIELDS = ("model_row", "train_modality", "objective", "seed", "test_modality", *ROW_FIELDS, "model")
 
 
 def load_study_settings(path, overrides=None) -> StudySettings:
