@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_focus.errors import MedsamFocusError
+from medsam_focus.io import atomic_write_text
 from medsam_focus.normalize import MODALITY_ALIASES, canonical_modality, parse_rule
 
 __all__ = [
@@ -320,10 +321,7 @@ def write_manifest(manifest: Manifest | Iterable[ManifestRow], path: str | Path,
     for row in rows:
         moved = replace(row, image=_relative(base, row.image, target_dir), mask=_relative(base, row.mask, target_dir))
         writer.writerow(moved.as_csv(columns))
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(temp, path)
-    return path
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def _relative(base: Path, value: str, target_dir: Path) -> str:

@@ -50,7 +50,7 @@ from medsam_focus.data.manifest import (
 )
 from medsam_focus.data.splits import assign_splits, parse_fractions
 from medsam_focus.errors import MedsamFocusError
-from medsam_focus.io import read_image, read_mask
+from medsam_focus.io import atomic_write_text, read_image, read_mask
 from medsam_focus.normalize import canonical_modality, parse_rule
 
 __all__ = ["ReportLine", "PrepareResult", "prepare_manifest", "build_manifest", "resolve_label_spec"]
@@ -353,6 +353,4 @@ def _write_report(report: list[ReportLine], path: Path) -> None:
     writer.writerow(["status", "case_id", "image", "mask", "slice", "label", "reason"])
     for line in report:
         writer.writerow([line.status, line.case_id, line.image, line.mask, line.slice, line.label, line.reason])
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(temp, path)
+    atomic_write_text(path, buffer.getvalue())
